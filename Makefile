@@ -21,7 +21,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 ## make demo: set up, start a lab (1 control plane, 2 workers), run playbooks/site.yml, print a summary
 demo: setup lab-image
 	$(LABCTL) --cluster $(DEMO_CLUSTER) up $(DEMO_NODES) >/dev/null
-	ansible-playbook -i $(DEMO_INVENTORY) playbooks/site.yml
+	ansible-playbook -i $(DEMO_INVENTORY) -e @lab/demo-vars.yml playbooks/site.yml
 	@echo
 	@echo "Lab nodes (remove them with: make lab-down):"
 	@$(LABCTL) --cluster $(DEMO_CLUSTER) status

@@ -70,7 +70,7 @@ def log(msg):
 def podman(*args, check=True, capture=True, input_bytes=None):
     cmd = ["podman"] + list(args)
     proc = subprocess.run(cmd, input=input_bytes, stdout=subprocess.PIPE if capture else None,
-                          stderr=subprocess.PIPE if capture else None)
+                          stderr=subprocess.PIPE if capture else None, check=False)
     if check and proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip() if capture else ""
         raise LabError("%s failed (rc=%d): %s" % (" ".join(cmd), proc.returncode, err))
@@ -78,7 +78,7 @@ def podman(*args, check=True, capture=True, input_bytes=None):
 
 
 def image_exists(ref):
-    return subprocess.run(["podman", "image", "exists", ref]).returncode == 0
+    return subprocess.run(["podman", "image", "exists", ref], check=False).returncode == 0
 
 
 def debian_mirror():
@@ -139,7 +139,7 @@ def base_image():
             shutil.rmtree(os.path.join(rootfs, sub), ignore_errors=True)
         tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
         imp = subprocess.run(["podman", "import", "--change", "CMD=/sbin/init", "-", ref],
-                             stdin=tar.stdout, stdout=subprocess.DEVNULL)
+                             stdin=tar.stdout, stdout=subprocess.DEVNULL, check=False)
         tar.stdout.close()
         if tar.wait() != 0 or imp.returncode != 0:
             raise LabError("podman import of the base image failed")
@@ -197,7 +197,7 @@ def wait_running(name, timeout=120):
     state = ""
     while time.time() < deadline:
         proc = subprocess.run(["podman", "exec", name, "systemctl", "is-system-running"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False)
         state = proc.stdout.decode().strip()
         if state in ("running", "degraded"):
             return state
