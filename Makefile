@@ -27,8 +27,15 @@ demo: setup lab-image
 	@$(LABCTL) --cluster $(DEMO_CLUSTER) status
 
 ## make test: unit tests, ansible-test sanity, ansible-lint (production), every molecule scenario
-test: setup unit sanity lint build molecule
-	@echo "make test: all stages passed"
+TEST_STAGES := unit sanity lint build molecule
+
+test: setup
+	@for stage in $(TEST_STAGES); do \
+	  start=$$(date +%s); \
+	  $(MAKE) --no-print-directory $$stage || { echo "make test: stage $$stage FAILED"; exit 1; }; \
+	  echo "make test: stage $$stage passed in $$(( $$(date +%s) - start )) s"; \
+	done
+	@echo "make test: all stages passed ($(TEST_STAGES))"
 
 setup: host-deps venv collection
 

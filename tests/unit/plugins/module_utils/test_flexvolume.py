@@ -1093,3 +1093,38 @@ def test_unknown_capability_keys_are_ignored_like_kubelet():
     assert status["capabilities"]["attach"] is False
     with pytest.raises(fv.DriverCallError, match="attach"):
         fv.parse_call_output("init", b'{"status":"Success","capabilities":{"attach":"no"}}')
+
+
+def _install_many(plugin_dir, source, rounds, errors):
+    try:
+        inst = installer(plugin_dir, keep_backups=2)
+        for _round in range(rounds):
+            inst.install(source)
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        errors.put(repr(exc))
+
+
+def test_concurrent_installs_of_the_same_driver_never_corrupt_it(tmp_path, plugin):
+    """Two processes installing different versions at once: the lock keeps every step whole."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    versions = {tag: ok_driver(tag) for tag in ("A", "B")}
+    sources = {tag: new_source(tmp_path, tag, data) for tag, data in versions.items()}
+    procs = [ctx.Process(target=_install_many, args=(str(plugin), sources[tag], 15, errors)) for tag in versions]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert found == []
+    assert all(proc.exitcode == 0 for proc in procs)
+    inst = installer(plugin)
+    assert read(plugin / "vendor~drv" / "drv") in versions.values()
+    assert hidden_staging(plugin) == []
+    backups = inst.backups()
+    assert 1 <= len(backups) <= 2
+    assert all(read(b) in versions.values() for b in backups)
