@@ -2,7 +2,8 @@
 
 Commands:
   image                     build the node image if it is not cached (content-hashed tags)
-  up NODE [NODE ...]        start nodes, NODE = name:role:version (role: control-plane|worker)
+  up NODE [NODE ...]        start nodes, NODE = name:role:version[:propagation]
+                            (role: control-plane|worker; propagation of /: shared|private)
   down                      remove the cluster's nodes (only containers carrying the lab label)
   inventory                 print the inventory of a running cluster
   status                    list the lab's containers
@@ -55,7 +56,8 @@ RUN_OPTIONS = [
     "--pull=never",
 ]
 
-NODE_RE = re.compile(r"^(?P<name>[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?):(?P<role>control-plane|worker):(?P<version>v?1\.\d+(\.\d+)?)$")
+NODE_RE = re.compile(r"^(?P<name>[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?):(?P<role>control-plane|worker):"
+                     r"(?P<version>v?1\.\d+(\.\d+)?)(:(?P<propagation>shared|private))?$")
 CLUSTER_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?$")
 
 
@@ -169,10 +171,12 @@ def container_name(cluster, node):
 def parse_node(spec):
     m = NODE_RE.match(spec)
     if not m:
-        raise LabError("node %r: expected name:role:version, e.g. cp1:control-plane:1.33 or "
-                       "w1:worker:1.25 (name lower-case DNS label, role control-plane or worker)" % spec)
+        raise LabError("node %r: expected name:role:version[:propagation], e.g. cp1:control-plane:1.33 or "
+                       "w1:worker:1.25:private (name lower-case DNS label, role control-plane or worker, "
+                       "propagation of / shared (default) or private)" % spec)
     version = m.group("version").lstrip("v")
-    return {"name": m.group("name"), "role": m.group("role"), "version": version}
+    return {"name": m.group("name"), "role": m.group("role"), "version": version,
+            "propagation": m.group("propagation")}
 
 
 def lab_containers(cluster=None):
@@ -279,7 +283,7 @@ def cmd_up(args):
                 log("%s already exists (use --replace to recreate it)" % name)
                 continue
             podman("rm", "-f", "-t", "0", name)
-        started.append(start_node(args.cluster, node, image, args.root_propagation))
+        started.append(start_node(args.cluster, node, image, node["propagation"] or args.root_propagation))
     for name in started:
         log("%s: systemd %s" % (name, wait_running(name)))
     path = write_inventory(args.cluster, args.inventory)
