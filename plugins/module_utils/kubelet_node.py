@@ -155,3 +155,16 @@ def restart_pending(started_at, files, root="/"):
         except OSError:
             continue
     return newer
+
+
+def kubelet_version(module, binary="kubelet"):
+    """kubelet's version ('1.33.0') from `kubelet --version`, or None when it cannot be run.
+
+    module: anything with AnsibleModule's get_bin_path() and run_command().
+    """
+    path = binary if os.path.isabs(binary) else module.get_bin_path(binary)
+    if not path or not os.path.exists(path):
+        return None
+    rc, out, err = module.run_command([path, "--version"])
+    match = re.match(r"^Kubernetes v(\d+\.\d+\.\d+)", out.strip()) if rc == 0 else None
+    return match.group(1) if match else None

@@ -67,3 +67,19 @@ def text_diff(path, before, after):
     """A diff dict for Ansible's --diff."""
     return {"before": before or "", "after": after or "", "before_header": path if before is not None else "(absent)",
             "after_header": path}
+
+
+def apply_text(module, path, before, after, result, backup=False, backup_hidden=False, mode=0o644):
+    """Report (diff) and, outside check mode, write a planned change of path; updates result."""
+    changed = after != (before or "") or (before is None and after != "")
+    result["changed"] = changed
+    if module._diff:
+        result["diff"] = text_diff(path, before, after)
+    if changed and not module.check_mode:
+        try:
+            backup_file = write_text(module, path, after, backup=backup, backup_hidden=backup_hidden, mode=mode)
+        except OSError as exc:
+            module.fail_json(msg="%s: %s; the file was left as it was" % (path, exc.strerror), path=path)
+        if backup_file:
+            result["backup_file"] = backup_file
+    return changed

@@ -211,7 +211,8 @@ from ansible_collections.kubestorage.enablement.plugins.module_utils.component_s
     plan_flags,
 )
 from ansible_collections.kubestorage.enablement.plugins.module_utils.flag_files import FlagFileError
-from ansible_collections.kubestorage.enablement.plugins.module_utils.text_files import read_text, text_diff, write_text
+from ansible_collections.kubestorage.enablement.plugins.module_utils.kubelet_node import kubelet_version
+from ansible_collections.kubestorage.enablement.plugins.module_utils.text_files import apply_text, read_text
 
 
 def detect_version(module, component, backend, text):
@@ -222,12 +223,9 @@ def detect_version(module, component, backend, text):
         version = image_version(text, module.params["container"] or component)
         if version:
             return version
-    if component == "kubelet":
-        kubelet = module.get_bin_path("kubelet")
-        if kubelet:
-            rc, out, err = module.run_command([kubelet, "--version"])
-            if rc == 0:
-                return "%d.%d.%d" % fg.parse_version(out.strip())
+    version = kubelet_version(module) if component == "kubelet" else None
+    if version:
+        return version
     raise SettingsError("kubernetes_version: cannot detect the version of %s (no kubelet binary or image tag); "
                         "give kubernetes_version, e.g. '1.25'" % component)
 
@@ -279,23 +277,14 @@ def main():
     except (SettingsError, FlagFileError, fg.GateError) as exc:
         module.fail_json(msg=exc.msg, path=path)
 
-    changed = plan["text"] != (text or "") or (text is None and plan["text"] != "")
-    result = dict(changed=changed, path=path, flags=plan["flags"], feature_gates=plan["feature_gates"], dropped=plan["dropped"],
-                  kubernetes_version=version, restart_required=changed and backend != "static_pod",
-                  daemon_reload_required=changed and backend == "systemd_dropin")
+    result = dict(path=path, flags=plan["flags"], feature_gates=plan["feature_gates"], dropped=plan["dropped"],
+                  kubernetes_version=version)
     for warning in plan["warnings"]:
         module.warn(warning)
-    if module._diff:
-        result["diff"] = text_diff(path, text, plan["text"])
-    if changed and not module.check_mode:
-        try:
-            backup = write_text(module, path, plan["text"], backup=p["backup"],
-                                backup_hidden=backend == "static_pod",
-                                mode=0o600 if backend == "static_pod" else 0o644)
-        except OSError as exc:
-            module.fail_json(msg="%s: %s; the file was left as it was" % (path, exc.strerror), path=path)
-        if backup:
-            result["backup_file"] = backup
+    changed = apply_text(module, path, text, plan["text"], result, backup=p["backup"],
+                         backup_hidden=backend == "static_pod", mode=0o600 if backend == "static_pod" else 0o644)
+    result.update(restart_required=changed and backend != "static_pod",
+                  daemon_reload_required=changed and backend == "systemd_dropin")
     module.exit_json(**result)
 
 

@@ -115,7 +115,8 @@ from ansible_collections.kubestorage.enablement.plugins.module_utils.component_s
     plan_kubelet_config,
 )
 from ansible_collections.kubestorage.enablement.plugins.module_utils.flag_files import FlagFileError
-from ansible_collections.kubestorage.enablement.plugins.module_utils.text_files import read_text, text_diff, write_text
+from ansible_collections.kubestorage.enablement.plugins.module_utils.kubelet_node import kubelet_version
+from ansible_collections.kubestorage.enablement.plugins.module_utils.text_files import apply_text, read_text
 
 
 def main():
@@ -144,36 +145,21 @@ def main():
         if text is None:
             raise SettingsError("path %s: no such file; kubeadm and kubespray write it when the node joins, check "
                                 "the path" % path)
-        version = p["kubernetes_version"]
+        version = p["kubernetes_version"] or kubelet_version(module)
         if not version:
-            kubelet = module.get_bin_path("kubelet")
-            if not kubelet:
-                raise SettingsError("kubernetes_version: no kubelet binary to ask; give kubernetes_version, e.g. '1.25'")
-            rc, out, err = module.run_command([kubelet, "--version"])
-            version = out.strip() if rc == 0 else None
-            if not version:
-                raise SettingsError("kubernetes_version: `kubelet --version` failed (%s); give kubernetes_version"
-                                    % (err.strip() or rc))
+            raise SettingsError("kubernetes_version: `kubelet --version` gave no version (no kubelet binary, or it "
+                                "failed); give kubernetes_version, e.g. '1.25'")
         version = "%d.%d.%d" % fg.parse_version(version)
         plan = plan_kubelet_config(text, path, settings=settings, feature_gates=p["feature_gates"], version=version,
                                    policy=p["gate_policy"])
     except (SettingsError, FlagFileError, fg.GateError) as exc:
         module.fail_json(msg=exc.msg, path=path)
 
-    changed = plan["text"] != text
-    result = dict(changed=changed, path=path, config=plan["config"], feature_gates=plan["feature_gates"], dropped=plan["dropped"],
-                  kubernetes_version=version, restart_required=changed)
-    for warning in plan["warnings"] + (plan["notes"] if changed else []):
+    result = dict(path=path, config=plan["config"], feature_gates=plan["feature_gates"], dropped=plan["dropped"],
+                  kubernetes_version=version)
+    for warning in plan["warnings"] + (plan["notes"] if plan["text"] != text else []):
         module.warn(warning)
-    if module._diff:
-        result["diff"] = text_diff(path, text, plan["text"])
-    if changed and not module.check_mode:
-        try:
-            backup = write_text(module, path, plan["text"], backup=p["backup"])
-        except OSError as exc:
-            module.fail_json(msg="%s: %s; the file was left as it was" % (path, exc.strerror), path=path)
-        if backup:
-            result["backup_file"] = backup
+    result["restart_required"] = apply_text(module, path, text, plan["text"], result, backup=p["backup"])
     module.exit_json(**result)
 
 

@@ -134,6 +134,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kubestorage.enablement.plugins.module_utils.kubelet_node import (
     detect_layout,
+    kubelet_version,
     mount_propagation,
     process_start_time,
     restart_pending,
@@ -152,14 +153,7 @@ def main():
     )
     result = dict(changed=False, **detect_layout("/"))
 
-    version = None
-    kubelet = module.get_bin_path(module.params["kubelet_binary"]) if not os.path.isabs(
-        module.params["kubelet_binary"]) else module.params["kubelet_binary"]
-    if kubelet and os.path.exists(kubelet):
-        rc, out, err = module.run_command([kubelet, "--version"])
-        if rc == 0 and out.strip().startswith("Kubernetes v"):
-            version = out.strip().split("Kubernetes v", 1)[1].split()[0]
-    result["kubernetes_version"] = version
+    result["kubernetes_version"] = kubelet_version(module, module.params["kubelet_binary"])
 
     found = runtimes("/")
     systemd = os.path.isdir("/run/systemd/system")
