@@ -76,21 +76,6 @@ options:
         A null value removes the entry.
     type: dict
     default: {}
-  kubernetes_version:
-    description:
-      - The component's Kubernetes version, for example V(1.25) or V(v1.25.3).
-      - When omitted, it is read from C(kubelet --version) for kubelet, or from the image tag with
-        O(backend=static_pod). Otherwise the task fails and asks for it.
-    type: str
-  gate_policy:
-    description:
-      - What to do with a gate or flag the component's version would refuse.
-      - V(drop_obsolete) leaves out removed gates set to true and removed flags, with a warning. A removed gate
-        set to false or a locked gate set to false still fails, since that cannot be honoured.
-      - V(strict) fails on any of them.
-    type: str
-    choices: [drop_obsolete, strict]
-    default: drop_obsolete
   mount_host_dirs:
     description:
       - With O(backend=static_pod), add or move the hostPath volume and mount for flags that name a host dir
@@ -104,6 +89,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - kubestorage.enablement.version_policy
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

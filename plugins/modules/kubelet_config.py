@@ -38,19 +38,12 @@ options:
       - Other top-level fields to set, for example V(enableControllerAttachDetach). A null value removes a field.
     type: dict
     default: {}
-  kubernetes_version:
-    description: kubelet's version. When omitted, it is read from C(kubelet --version).
-    type: str
-  gate_policy:
-    description: As in M(kubestorage.enablement.component_flags).
-    type: str
-    choices: [drop_obsolete, strict]
-    default: drop_obsolete
   backup:
     description: Keep a copy of the previous file next to it.
     type: bool
     default: false
 extends_documentation_fragment:
+  - kubestorage.enablement.version_policy
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
