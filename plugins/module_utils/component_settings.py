@@ -30,7 +30,7 @@ HOST_DIR_FLAGS = {
     ("kube-controller-manager", "flex-volume-plugin-dir"): "flexvolume-dir",
 }
 
-# Comma-separated key=value maps that are merged entry by entry, never replaced whole.
+# Comma-separated key=true/false maps, merged entry by entry (flag_files.merge_feature_gates).
 MAP_FLAGS = ("feature-gates", "runtime-config")
 
 
@@ -51,36 +51,6 @@ def flag_value(value):
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _parse_map(value, name, path):
-    result = {}
-    for item in (value or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        key, sep, val = item.partition("=")
-        if not sep or not key.strip():
-            raise SettingsError("%s: --%s item %r is not key=value; fix the file" % (path, name, item))
-        result[key.strip()] = val.strip()
-    return result
-
-
-def merge_map(existing, changes):
-    """Merge a key=value,... flag entry by entry; None removes a key. Returns the new string or None."""
-    items = list(_parse_map(existing, "map", "").items())
-    keys = [k for k, v in items]
-    values = dict(items)
-    for key, value in changes.items():
-        if value is None:
-            if key in values:
-                keys.remove(key)
-                values.pop(key)
-        else:
-            if key not in values:
-                keys.append(key)
-            values[key] = flag_value(value)
-    return ",".join("%s=%s" % (k, values[k]) for k in keys) or None
 
 
 def image_version(manifest_text, container=None):
@@ -143,10 +113,11 @@ def plan_flags(component, backend, text, selector, path, flags=None, feature_gat
         want = safe_gates.get(gate)  # None: removed by request or dropped as obsolete
         if want != existing_gates.get(gate):
             new_gates[gate] = want
+    # Both maps are key=true/false lists: merged entry by entry, untouched entries kept as written.
     if new_gates:
-        changes["feature-gates"] = merge_map(current.get("feature-gates"), new_gates)
+        changes["feature-gates"] = ff.merge_feature_gates(current.get("feature-gates"), new_gates, path)
     if runtime_config:
-        changes["runtime-config"] = merge_map(current.get("runtime-config"), runtime_config)
+        changes["runtime-config"] = ff.merge_feature_gates(current.get("runtime-config"), runtime_config, path)
 
     if version is not None:
         merged_flags = {n: v for n, v in current.items() if n not in MAP_FLAGS}
