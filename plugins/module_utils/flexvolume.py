@@ -441,14 +441,22 @@ class DriverInstaller(object):
 
         source must be a readable file on this host. In check mode nothing under plugin_dir is
         written: the new version is verified from a copy in scratch_dir.
+        source None means "the file whose sha256 is source_checksum, if the node already has it":
+        when the installed driver differs, nothing is installed and the result says
+        transfer_required (the action plugin then sends the file).
         """
+        if source is None and not source_checksum:
+            raise FlexVolumeError("install: give a source file or the checksum of the one expected on the node")
         source_checksum = source_checksum or file_sha256(source)
         result = {"path": self.path, "checksum": source_checksum, "previous_checksum": None,
                   "backup_file": None, "rolled_back": False, "changed": False, "action": "none",
-                  "init": None, "capabilities": None, "cleaned_up": []}
+                  "init": None, "capabilities": None, "cleaned_up": [], "transfer_required": False}
         if check_mode:
             action, cur = self.plan(source_checksum)
             result["previous_checksum"] = cur and cur["checksum"]
+            if source is None and action in ("install", "upgrade"):
+                result["transfer_required"] = True
+                return result
             result["action"] = action
             result["changed"] = action != "none"
             if self.verify:
@@ -470,8 +478,12 @@ class DriverInstaller(object):
         with PluginDirLock(self.plugin_dir):
             result["cleaned_up"] = self.cleanup_stale()
             action, cur = self.plan(source_checksum)
-            result["action"] = action
             result["previous_checksum"] = cur and cur["checksum"]
+            if source is None and action in ("install", "upgrade"):
+                result["transfer_required"] = True
+                result["changed"] = bool(result["cleaned_up"])
+                return result
+            result["action"] = action
             if action == "install":
                 self._install_new(source, result)
             elif action == "upgrade":

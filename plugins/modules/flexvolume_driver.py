@@ -307,37 +307,37 @@ def run(module):
     expected = parse_checksum(p["checksum"])
 
     if p["src"] and not p["remote_src"]:
-        # First pass from the action plugin: is the node's copy already the controller's file?
-        cur = installer.current()
-        if cur is None or cur["checksum"] != expected:
-            result.update(transfer_required=True, path=installer.path,
-                          previous_checksum=cur and cur["checksum"])
-            return result
-        source = installer.path
-    elif p["remote_src"]:
-        source = p["remote_src"]
-        if not os.path.isfile(source):
-            raise FlexVolumeError("remote_src %s: no such file on the node; give the path of the driver "
-                                  "executable on the node, or use src for a file on the controller" % source)
+        # First pass from the action plugin: use the node's copy if it is already the controller's
+        # file (the installer checks that under its lock, hashing the installed file once).
+        source, source_checksum = None, expected
     else:
-        source = os.path.join(module.tmpdir, "driver-content")
-        with open(source, "wb") as fh:
-            fh.write(p["content"].encode("utf-8"))
-
-    source_checksum = file_sha256(source)
-    if expected and source_checksum != expected:
-        what = "src" if p["src"] else ("remote_src %s" % source if p["remote_src"] else "content")
-        raise FlexVolumeError("checksum mismatch for %s: expected sha256:%s, got sha256:%s; fix the checksum or "
-                              "the source. Nothing was changed." % (what, expected, source_checksum))
+        if p["remote_src"]:
+            source = p["remote_src"]
+            if not os.path.isfile(source):
+                raise FlexVolumeError("remote_src %s: no such file on the node; give the path of the driver "
+                                      "executable on the node, or use src for a file on the controller" % source)
+        else:
+            source = os.path.join(module.tmpdir, "driver-content")
+            with open(source, "wb") as fh:
+                fh.write(p["content"].encode("utf-8"))
+        source_checksum = file_sha256(source)
+        if expected and source_checksum != expected:
+            what = "remote_src %s" % source if p["remote_src"] else "content"
+            raise FlexVolumeError("checksum mismatch for %s: expected sha256:%s, got sha256:%s; fix the checksum "
+                                  "or the source. Nothing was changed." % (what, expected, source_checksum))
 
     before_caps = None
-    cur = installer.current() if module._diff and installer.verify else None
+    cur = installer.current() if module._diff and installer.verify and source is not None else None
     if cur and cur["checksum"] != source_checksum:
         try:
             before_caps = probe_driver(installer.path, p["init_timeout"])["capabilities"]
         except DriverCallError:
             pass  # the old version is broken: the diff shows no capabilities for it
     res = installer.install(source, source_checksum, check_mode=module.check_mode, scratch_dir=module.tmpdir)
+    if res.pop("transfer_required"):
+        result.update(transfer_required=True, path=res["path"], previous_checksum=res["previous_checksum"],
+                      changed=res["changed"])
+        return result
     result.update(res)
     if p["nudge"]:
         installer.nudge(check_mode=module.check_mode)

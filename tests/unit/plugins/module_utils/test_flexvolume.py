@@ -1128,3 +1128,23 @@ def test_concurrent_installs_of_the_same_driver_never_corrupt_it(tmp_path, plugi
     backups = inst.backups()
     assert 1 <= len(backups) <= 2
     assert all(read(b) in versions.values() for b in backups)
+
+
+def test_install_without_source_uses_the_node_copy_or_asks_for_a_transfer(tmp_path, plugin):
+    """source=None (the action plugin's first pass): no-op when the node has the file, else transfer_required."""
+    inst = installer(plugin)
+    v1, v2 = ok_driver("v1"), ok_driver("v2")
+    first = inst.install(None, sha256(v1))
+    assert first["transfer_required"] and not first["changed"] and plugin_entries(plugin) == []
+    inst.install(new_source(tmp_path, "v1", v1))
+    before = snapshot(plugin)
+    same = inst.install(None, sha256(v1))
+    assert not same["transfer_required"] and not same["changed"] and same["action"] == "none"
+    assert same["capabilities"]["attach"] is False  # the installed copy was verified
+    other = inst.install(None, sha256(v2))
+    assert other["transfer_required"] and other["previous_checksum"] == sha256(v1)
+    checked = inst.install(None, sha256(v2), check_mode=True, scratch_dir=str(tmp_path))
+    assert checked["transfer_required"] and not checked["changed"]
+    assert snapshot(plugin) == before
+    with pytest.raises(fv.FlexVolumeError):
+        inst.install(None)
