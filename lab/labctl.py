@@ -69,9 +69,9 @@ def log(msg):
     print("labctl: %s" % msg, file=sys.stderr, flush=True)
 
 
-def podman(*args, check=True, capture=True, input_bytes=None):
+def podman(*args, check=True, capture=True):
     cmd = ["podman"] + list(args)
-    proc = subprocess.run(cmd, input=input_bytes, stdout=subprocess.PIPE if capture else None,
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE if capture else None,
                           stderr=subprocess.PIPE if capture else None, check=False)
     if check and proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip() if capture else ""

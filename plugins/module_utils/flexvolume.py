@@ -144,11 +144,6 @@ def parse_driver_name(name):
     return DriverName(qualified, qualified, qualified)
 
 
-def driver_name_from_dir(dirname):
-    """DriverName for a dir found in a plugin dir (kubelet's mapping), or FlexVolumeError."""
-    return parse_driver_name(dirname)
-
-
 def merge_capabilities(capabilities):
     """kubelet's merge: the driver's capabilities over DEFAULT_CAPABILITIES."""
     merged = dict(DEFAULT_CAPABILITIES)
@@ -666,7 +661,7 @@ def scan_plugin_dir(plugin_dir, probe=False, timeout=30):
                              "<vendor>~<driver>/ directories and ignores this file"})
             continue
         try:
-            name = driver_name_from_dir(entry)
+            name = parse_driver_name(entry)  # kubelet maps dir names the same way
         except FlexVolumeError as exc:
             problems.append({"path": full, "problem": "kubelet would reject this driver name: %s" % exc.msg})
             continue

@@ -190,7 +190,7 @@ def test_parse_driver_name_rejects_empty_or_non_string(name):
 
 
 def test_driver_name_from_dir_maps_like_kubelet():
-    assert fv.driver_name_from_dir("foo~cifs").qualified == "foo/cifs"
+    assert fv.parse_driver_name("foo~cifs").qualified == "foo/cifs"
     assert fv.driver_name_from_dir("foo~cifs").executable == "cifs"
     assert fv.driver_name_from_dir("lvm").executable == "lvm"
     with pytest.raises(fv.FlexVolumeError):
