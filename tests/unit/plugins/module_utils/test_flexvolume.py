@@ -189,12 +189,12 @@ def test_parse_driver_name_rejects_empty_or_non_string(name):
     assert "non-empty" in str(exc.value)
 
 
-def test_driver_name_from_dir_maps_like_kubelet():
+def test_dir_names_map_like_kubelet():
     assert fv.parse_driver_name("foo~cifs").qualified == "foo/cifs"
-    assert fv.driver_name_from_dir("foo~cifs").executable == "cifs"
-    assert fv.driver_name_from_dir("lvm").executable == "lvm"
+    assert fv.parse_driver_name("foo~cifs").executable == "cifs"
+    assert fv.parse_driver_name("lvm").executable == "lvm"
     with pytest.raises(fv.FlexVolumeError):
-        fv.driver_name_from_dir(".foo~cifs")
+        fv.parse_driver_name(".foo~cifs")
 
 
 @pytest.mark.parametrize("value, expected_fragments", [
