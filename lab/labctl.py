@@ -39,26 +39,29 @@ SUITE = "bookworm"
 PACKAGES = [
     "python3", "python-is-python3", "python3-yaml", "systemd", "systemd-sysv", "dbus", "iproute2",
     "jq", "util-linux", "mount", "procps", "kmod", "nfs-common",
+    "openssl",   # the static pod stand-ins' self-signed serving certificates
 ]
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 # One place for how a lab node runs: runtime, limits, capabilities.
 # runc because crun cannot run on this host's cgroup layout; low ulimits because the
 # default ones need CAP_SYS_RESOURCE; SYS_ADMIN so systemd can honour MountFlags= and
-# `mount --make-rshared` works, as on a real node.
+# `mount --make-rshared` works, as on a real node; NET_ADMIN so a node can give itself the
+# address kubeadm's manifests advertise (and probe), on an interface of its own.
 RUN_OPTIONS = [
     "--systemd=always",
     "--runtime=runc",
     "--ulimit=nofile=4096:4096",
     "--ulimit=nproc=4096:4096",
     "--cap-add=SYS_ADMIN",
+    "--cap-add=NET_ADMIN",
     "--network=none",
     "--pull=never",
 ]
 
 NODE_RE = re.compile(r"^(?P<name>[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?):(?P<role>control-plane|worker):"
                      r"(?P<version>v?1\.\d+(\.\d+)?)(:(?P<propagation>shared|private))?$")
-CLUSTER_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?$")
+CLUSTER_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,28}[a-z0-9])?$")
 
 
 class LabError(Exception):

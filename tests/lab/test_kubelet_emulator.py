@@ -591,3 +591,65 @@ def test_controller_manager_flex_dir_mount(kubelet, tmp_path):
                         "kcm pod to be re-read")
     assert state["static_pods"]["kube-controller-manager.yaml"]["warnings"] == []
     assert state["static_pods"]["kube-controller-manager.yaml"]["restarts"] == 1
+
+
+POD_RUNNER = EMULATOR.parents[1] / "libexec" / "lab-kubelet" / "static-pod"
+
+
+def cmdline(pid):
+    try:
+        return (Path("/proc/%d/cmdline" % pid).read_bytes().split(b"\0"))[:-1]
+    except OSError:
+        return None
+
+
+def https_health(port, path="/healthz"):
+    import ssl
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen("https://127.0.0.1:%d%s" % (port, path), context=context, timeout=2) as resp:
+            return resp.status, resp.read().decode()
+    except OSError as exc:
+        return None, str(exc)
+
+
+def test_running_static_pods_get_a_process_that_serves_health(kubelet, tmp_path):
+    """A Running pod has a process whose command line ends with the container's command and
+    serves HTTPS health on --secure-port; a changed manifest restarts it, a refused gate stops it."""
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    env = {"KUBESTORAGE_LAB_POD_RUNNER": str(POD_RUNNER), "KUBESTORAGE_LAB_PKI_DIR": str(tmp_path / "pki")}
+    daemon = kubelet("--pod-manifest-path=%s" % manifests, env=env)
+    port = free_port()
+    command = ["--secure-port=%d" % port, "--bind-address=127.0.0.1"]
+    write_atomic(manifests / "kube-controller-manager.yaml",
+                 yaml.safe_dump(manifest("kube-controller-manager", "v1.25.3", command)))
+    state = daemon.wait(lambda s: (s["static_pods"].get("kube-controller-manager.yaml") or {}).get("pid"), "kcm process")
+    first = state["static_pods"]["kube-controller-manager.yaml"]["pid"]
+    expected = [b"kube-controller-manager"] + [c.encode() for c in command]
+    assert cmdline(first)[-len(expected):] == expected
+    assert wait_for(lambda: https_health(port)[0] == 200, "kcm healthz")
+    assert https_health(port, "/nothing")[0] is None or https_health(port, "/nothing")[0] != 200
+
+    changed = command + ["--flex-volume-plugin-dir=/var/lib/kubelet/volumeplugins"]
+    write_atomic(manifests / "kube-controller-manager.yaml",
+                 yaml.safe_dump(manifest("kube-controller-manager", "v1.25.3", changed)))
+    state = daemon.wait(lambda s: s["static_pods"]["kube-controller-manager.yaml"].get("pid") not in (None, first),
+                        "kcm restarted")
+    second = state["static_pods"]["kube-controller-manager.yaml"]["pid"]
+    assert cmdline(first) is None or b"kube-controller-manager" not in cmdline(first)
+    assert cmdline(second)[-1] == b"--flex-volume-plugin-dir=/var/lib/kubelet/volumeplugins"
+    assert wait_for(lambda: https_health(port)[0] == 200, "kcm healthz after the restart")
+
+    refused = changed + ["--feature-gates=CSIPersistentVolume=true"]
+    write_atomic(manifests / "kube-controller-manager.yaml",
+                 yaml.safe_dump(manifest("kube-controller-manager", "v1.25.3", refused)))
+    state = daemon.wait(lambda s: s["static_pods"]["kube-controller-manager.yaml"]["status"] == "CrashLoopBackOff",
+                        "kcm crashloop")
+    assert state["static_pods"]["kube-controller-manager.yaml"]["pid"] is None
+    assert wait_for(lambda: https_health(port)[0] is None, "kcm healthz to go away")
+
+    assert daemon.stop() == 0
+    assert cmdline(second) is None or b"kube-controller-manager" not in cmdline(second)
