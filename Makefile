@@ -18,10 +18,14 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: demo test setup host-deps venv collection unit sanity lint molecule lab-image \
         lab-down build changelog clean
 
-## make demo: set up, start a lab (1 control plane, 2 workers), run playbooks/site.yml, print a summary
+## make demo: set up, start a lab (1 control plane, 2 workers), run playbooks/site.yml and playbooks/audit.yml
 demo: setup lab-image
 	$(LABCTL) --cluster $(DEMO_CLUSTER) up $(DEMO_NODES) >/dev/null
 	ansible-playbook -i $(DEMO_INVENTORY) -e @lab/demo-vars.yml playbooks/site.yml
+	ansible-playbook -i $(DEMO_INVENTORY) -e @lab/demo-vars.yml playbooks/audit.yml
+	@echo
+	@echo "CSI driver rendered to: lab/.state/$(DEMO_CLUSTER)/csi/ (kustomization.yaml per driver)"
+	@echo "Storage audit report:   lab/.state/$(DEMO_CLUSTER)/audit/storage-audit.md (and .json)"
 	@echo
 	@echo "Lab nodes (remove them with: make lab-down):"
 	@$(LABCTL) --cluster $(DEMO_CLUSTER) status
@@ -62,7 +66,7 @@ lab-down:
 	$(LABCTL) --cluster $(DEMO_CLUSTER) down
 
 unit: setup
-	PYTHONPATH=$(COLLECTIONS) $(BIN)/python -m pytest -q tests/unit tests/lab
+	PYTHONPATH=$(COLLECTIONS) $(BIN)/python -m pytest -q tests/unit tests/lab tests/api
 
 sanity: setup
 	scripts/ansible-test.sh sanity --color no

@@ -61,6 +61,7 @@ except ImportError:
     KUBERNETES_IMPORT_ERROR = traceback.format_exc()
 
 HASH_ANNOTATION = "kubestorage.enablement/applied-hash"
+_NOT_READ = object()
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 BETA_DEFAULT_CLASS_ANNOTATION = "storageclass.beta.kubernetes.io/is-default-class"
 FIELD_MANAGER = "kubestorage.enablement"
@@ -319,7 +320,7 @@ def _is_empty(value):
         return True
     if isinstance(value, (dict, list)) and not value:
         return True
-    return type(value) is int and value == 0
+    return isinstance(value, int) and not isinstance(value, bool) and value == 0
 
 
 def is_subset(desired, live):
@@ -887,15 +888,17 @@ class Applier:
 
     # -- writing ----------------------------------------------------------------------
 
-    def apply(self, obj, recreate=False):
+    def apply(self, obj, recreate=False, live=_NOT_READ):
         """Make obj's fields true in the cluster; see the module docstring.
 
         Returns {"action": created|updated|unchanged|recreated, "before", "after", "ref"}.
         An immutable field that would change raises K8sApplyError unless recreate is set.
+        live: the object as just read with get() (None: it does not exist), to save a request.
         """
         desired = desired_object(obj)
         target = _target_of(desired)
-        live = self._get(target)
+        if live is _NOT_READ:
+            live = self._get(target)
         if is_unchanged(live, desired):
             return _result("unchanged", live, live, target)
         changes = immutable_changes(target.kind, live, desired, self.kubernetes_version)

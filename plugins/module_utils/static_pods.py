@@ -18,13 +18,18 @@ a new one. The component is back when:
 from __future__ import annotations
 
 import os
-import ssl
 import time
 
 from urllib.error import HTTPError, URLError
-from urllib.request import Request, urlopen
 
-import yaml
+from ansible.module_utils.urls import open_url
+
+try:
+    import yaml
+    HAS_YAML = True
+except ImportError:  # pragma: no cover - PyYAML is a requirement of the collection
+    yaml = None
+    HAS_YAML = False
 
 from ansible_collections.kubestorage.enablement.plugins.module_utils import kubelet_node
 
@@ -44,6 +49,9 @@ class StaticPodError(Exception):
 
 def read_container(path, container=None):
     """The container's name, command+args and liveness probe URL from the manifest at path."""
+    if yaml is None:
+        raise StaticPodError("%s: reading static pod manifests needs PyYAML on the node (pip install PyYAML, "
+                             "or the distribution's python3-yaml)" % path)
     try:
         with open(path, "rb") as fh:
             doc = yaml.safe_load(fh.read().decode("utf-8"))
@@ -114,12 +122,9 @@ def find_processes(command, proc="/proc"):
 
 def probe(url, timeout=5.0):
     """(ok, detail): one request, like kubelet's prober (2xx and 3xx are healthy)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
     try:
-        with urlopen(Request(url, headers={"User-Agent": "kube-probe/kubestorage"}), timeout=timeout,
-                     context=context) as resp:
+        with open_url(url, headers={"User-Agent": "kube-probe/kubestorage"}, timeout=timeout,
+                      validate_certs=False) as resp:
             return 200 <= resp.status < 400, "HTTP %d" % resp.status
     except HTTPError as exc:
         return False, "HTTP %d" % exc.code

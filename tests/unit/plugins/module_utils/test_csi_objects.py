@@ -953,5 +953,3 @@ def test_no_change_when_live_carries_server_defaults():
         assert immutable(live_copy(sc), sc) == []
     service_account = objects[0]
     assert immutable(dict(service_account, secrets=[{"name": "x"}]), service_account) == []
-
-

@@ -77,13 +77,14 @@ def health():
 
 
 def test_probe_url_from_the_manifest_or_the_component_default(tmp_path):
-    path = write(tmp_path / "kcm.yaml", manifest(["kube-controller-manager", "--v=2"],
-                                                  {"host": "127.0.0.1", "port": 10257, "path": "/healthz", "scheme": "HTTPS"}))
+    probe = {"host": "127.0.0.1", "port": 10257, "path": "/healthz", "scheme": "HTTPS"}
+    path = write(tmp_path / "kcm.yaml", manifest(["kube-controller-manager", "--v=2"], probe))
     assert static_pods.read_container(path)["probe_url"] == "https://127.0.0.1:10257/healthz"
     path = write(tmp_path / "api.yaml", manifest(["kube-apiserver"], name="kube-apiserver"))
     assert static_pods.read_container(path)["probe_url"] == "https://127.0.0.1:6443/livez"
+    ports = [{"name": "probe-port", "containerPort": 10299}]
     path = write(tmp_path / "named.yaml", manifest(["kube-scheduler"], {"port": "probe-port", "path": "/healthz"},
-                                                    name="kube-scheduler", ports=[{"name": "probe-port", "containerPort": 10299}]))
+                                                   name="kube-scheduler", ports=ports))
     assert static_pods.read_container(path)["probe_url"] == "http://127.0.0.1:10299/healthz"
     path = write(tmp_path / "v6.yaml", manifest(["etcd"], {"host": "::1", "port": 2381, "path": "/health"}, name="etcd"))
     assert static_pods.read_container(path)["probe_url"] == "http://[::1]:2381/health"
