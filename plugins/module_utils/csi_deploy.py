@@ -22,6 +22,23 @@ WORKLOADS = ("Deployment", "DaemonSet")
 KUSTOMIZATION = "kustomization.yaml"
 
 
+def run_module(module, work):
+    """Exit the module with work()'s result; bad parameters and API errors fail it with their message.
+
+    The result's "diff" is returned only in diff mode.
+    """
+    try:
+        result = work()
+    except co.CsiParamError as exc:
+        module.fail_json(msg=str(exc))
+    except ka.K8sApplyError as exc:
+        module.fail_json(msg=exc.msg, ref=exc.ref, status=exc.status)
+    diff = result.pop("diff")
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
 def selector(driver_name):
     """The label selector of one CSI driver deployment's objects."""
     return "%s=%s,%s=%s" % (co.LABEL_MANAGED_BY, co.MANAGED_BY_VALUE, co.LABEL_DRIVER, driver_name)

@@ -372,34 +372,29 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_if=[("state", "present", ("driver_image",))])
     params = {key: module.params[key] for key in DRIVER_KEYS}
-    try:
+
+    def work():
         co.normalize_params(params)              # every parameter checked before any request
         if module.params["output_dir"]:
             if params["state"] == "absent":
                 module.fail_json(msg="output_dir: state=absent cannot be rendered; delete the files, or drop output_dir "
                                      "to remove the objects from a cluster")
-            result = render(module, params)
+            return render(module, params)
+        if not ka.HAS_KUBERNETES:
+            module.fail_json(msg=missing_required_lib("kubernetes"), exception=ka.KUBERNETES_IMPORT_ERROR)
+        applier = ka.Applier(ka.connect(module.params), check_mode=module.check_mode)
+        if params["state"] == "absent":
+            result = csi_deploy.remove(applier, params)
         else:
-            if not ka.HAS_KUBERNETES:
-                module.fail_json(msg=missing_required_lib("kubernetes"), exception=ka.KUBERNETES_IMPORT_ERROR)
-            applier = ka.Applier(ka.connect(module.params), check_mode=module.check_mode)
-            if params["state"] == "absent":
-                result = csi_deploy.remove(applier, params)
-            else:
-                version = params["kubernetes_version"] or applier.server_version()
-                applier.kubernetes_version = version
-                result = csi_deploy.deploy(applier, params, version, prune=module.params["prune"],
-                                           recreate=module.params["recreate"], wait=module.params["wait"],
-                                           wait_timeout=module.params["wait_timeout"])
-            result["requests"] = dict(applier.requests)
-    except co.CsiParamError as exc:
-        module.fail_json(msg=str(exc))
-    except ka.K8sApplyError as exc:
-        module.fail_json(msg=exc.msg, ref=exc.ref, status=exc.status)
-    diff = result.pop("diff")
-    if module._diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+            version = params["kubernetes_version"] or applier.server_version()
+            applier.kubernetes_version = version
+            result = csi_deploy.deploy(applier, params, version, prune=module.params["prune"],
+                                       recreate=module.params["recreate"], wait=module.params["wait"],
+                                       wait_timeout=module.params["wait_timeout"])
+        result["requests"] = dict(applier.requests)
+        return result
+
+    csi_deploy.run_module(module, work)
 
 
 if __name__ == "__main__":

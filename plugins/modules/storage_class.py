@@ -150,7 +150,8 @@ def main():
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
                            required_if=[("state", "present", ("provisioner",))])
     params = {key: module.params[key] for key in CLASS_KEYS}
-    try:
+
+    def work():
         if module.params["state"] == "present":
             co.normalize_storage_class(params)   # checked before any request
         if not ka.HAS_KUBERNETES:
@@ -161,14 +162,9 @@ def main():
         else:
             result = csi_deploy.remove_storage_class(applier, module.params["name"])
         result["requests"] = dict(applier.requests)
-    except co.CsiParamError as exc:
-        module.fail_json(msg=str(exc))
-    except ka.K8sApplyError as exc:
-        module.fail_json(msg=exc.msg, ref=exc.ref, status=exc.status)
-    diff = result.pop("diff")
-    if module._diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+        return result
+
+    csi_deploy.run_module(module, work)
 
 
 if __name__ == "__main__":
