@@ -44,6 +44,11 @@ def selector(driver_name):
     return "%s=%s,%s=%s" % (co.LABEL_MANAGED_BY, co.MANAGED_BY_VALUE, co.LABEL_DRIVER, driver_name)
 
 
+def workload_images(objects):
+    """Every container image of the Deployments and DaemonSets among objects, sorted."""
+    return sorted({c["image"] for obj in objects if obj["kind"] in WORKLOADS for c in obj["spec"]["template"]["spec"]["containers"]})
+
+
 def _summary(result):
     return {"ref": result["ref"], "action": result["action"]}
 
@@ -94,8 +99,7 @@ def deploy(applier, params, kubernetes_version, prune=True, recreate=False, wait
         "pruned": pruned,
         "default_removed_from": undefaulted,
         "kubernetes_version": str(kubernetes_version),
-        "images": sorted({c["image"] for obj in objects if obj["kind"] in WORKLOADS
-                          for c in obj["spec"]["template"]["spec"]["containers"]}),
+        "images": workload_images(objects),
         "diff": _diff(results),
     }
 

@@ -35,6 +35,8 @@ import time
 import traceback
 from urllib.parse import quote, urlencode
 
+from ansible_collections.kubestorage.enablement.plugins.module_utils.feature_gates import parse_version
+
 try:
     import yaml
     HAS_YAML = True
@@ -373,11 +375,6 @@ def _without_empty(value):
 CSIDRIVER_IMMUTABLE = {"attachRequired": None, "volumeLifecycleModes": None, "podInfoOnMount": (1, 29), "fsGroupPolicy": (1, 29)}
 
 
-def _minor_tuple(version):
-    match = re.match(r"^v?(\d+)\.(\d+)", str(version or ""))
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
 def immutable_changes(kind, live, desired, kubernetes_version=None):
     """Dotted paths of fields the API server will refuse to change from live to desired.
 
@@ -391,7 +388,7 @@ def immutable_changes(kind, live, desired, kubernetes_version=None):
         return []
     changes = []
     if kind == "CSIDriver":
-        version = _minor_tuple(kubernetes_version)
+        version = None if kubernetes_version is None else parse_version(kubernetes_version)[:2]
         live_spec = live.get("spec") or {}
         for key in sorted((desired.get("spec") or {})):
             if key not in CSIDRIVER_IMMUTABLE:

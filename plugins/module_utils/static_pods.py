@@ -138,14 +138,13 @@ def check(manifest, container=None, health_url=None, proc="/proc", probe_timeout
     info = read_container(manifest, container)
     url = health_url or info["probe_url"]
     changed_at = os.stat(manifest).st_mtime
-    current = [(pid, started) for pid, started in find_processes(info["command"], proc)
-               if started >= changed_at - CLOCK_SLACK]
+    running = find_processes(info["command"], proc)
+    current = [(pid, started) for pid, started in running if started >= changed_at - CLOCK_SLACK]
     result = {"container": info["name"], "command": info["command"], "url": url, "pid": None, "healthy": False,
               "manifest_changed_at": changed_at}
     if not current:
-        stale = find_processes(info["command"], proc)
-        result["detail"] = ("the process running this command started before the manifest changed (pid %d)" % stale[0][0]
-                            if stale else "no process runs the manifest's command yet")
+        result["detail"] = ("the process running this command started before the manifest changed (pid %d)" % running[0][0]
+                            if running else "no process runs the manifest's command yet")
         return result
     result["pid"], result["started_at"] = current[-1]
     if url is None:

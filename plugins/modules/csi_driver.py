@@ -363,8 +363,7 @@ def render(module, params):
             os.unlink(os.path.join(output_dir, name))
     return dict(changed=bool(plan["write"] or plan["delete"]), files=plan["files"], deleted_files=plan["delete"],
                 pruned=[], default_removed_from=[], kubernetes_version=str(params["kubernetes_version"]),
-                images=sorted({c["image"] for obj in plan["objects"] if obj["kind"] in csi_deploy.WORKLOADS
-                               for c in obj["spec"]["template"]["spec"]["containers"]}),
+                images=csi_deploy.workload_images(plan["objects"]),
                 diff=plan["diff"])
 
 
