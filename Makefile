@@ -16,7 +16,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: demo test setup host-deps venv collection unit sanity lint molecule lab-image \
-        lab-down build changelog clean
+        lab-down build changelog clean reliability bench
 
 ## make demo: set up, start a lab (1 control plane, 2 workers), run playbooks/site.yml and playbooks/audit.yml
 demo: setup lab-image
@@ -30,8 +30,8 @@ demo: setup lab-image
 	@echo "Lab nodes (remove them with: make lab-down):"
 	@$(LABCTL) --cluster $(DEMO_CLUSTER) status
 
-## make test: unit tests, ansible-test sanity, ansible-lint (production), every molecule scenario
-TEST_STAGES := unit sanity lint build molecule
+## make test: unit tests, ansible-test sanity, ansible-lint (production), the reliability suite, every molecule scenario
+TEST_STAGES := unit sanity lint build reliability molecule
 
 test: setup
 	@for stage in $(TEST_STAGES); do \
@@ -67,6 +67,17 @@ lab-down:
 
 unit: setup
 	PYTHONPATH=$(COLLECTIONS) $(BIN)/python -m pytest -q tests/unit tests/lab tests/api
+
+# Bad inputs, SIGKILL crash safety, concurrent runs and restart safety on lab nodes (tests/reliability).
+reliability: setup lab-image
+	PYTHONPATH=$(COLLECTIONS) $(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability
+
+## make bench: the benchmarks of benchmarks/README.md (not part of make test)
+bench: setup lab-image
+	$(BIN)/python benchmarks/noop_rerun.py
+	$(BIN)/python benchmarks/large_driver_noop.py
+	PYTHONPATH=$(COLLECTIONS) $(BIN)/python benchmarks/csi_apply.py
+	$(BIN)/python benchmarks/rolling_upgrade.py
 
 sanity: setup
 	scripts/ansible-test.sh sanity --color no

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -18,6 +20,28 @@ def read_text(path):
             return fh.read().decode("utf-8")
     except FileNotFoundError:
         return None
+
+
+@contextlib.contextmanager
+def edit_lock(path, enabled=True):
+    """Hold an exclusive flock on the dir of path (or its nearest existing parent) while editing it.
+
+    Two runs that read, change and replace the same file would otherwise lose one run's change
+    (both read the old text, the second rename wins). The lock is advisory: it serializes this
+    collection's modules only, and leaves no file behind.
+    """
+    if not enabled:
+        yield
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(directory) and directory != os.path.dirname(directory):
+        directory = os.path.dirname(directory)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
 
 
 def hidden_backup(path, now=time.time):

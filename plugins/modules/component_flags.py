@@ -198,7 +198,7 @@ from ansible_collections.kubestorage.enablement.plugins.module_utils.component_s
 )
 from ansible_collections.kubestorage.enablement.plugins.module_utils.flag_files import FlagFileError
 from ansible_collections.kubestorage.enablement.plugins.module_utils.kubelet_node import kubelet_version
-from ansible_collections.kubestorage.enablement.plugins.module_utils.text_files import apply_text, read_text
+from ansible_collections.kubestorage.enablement.plugins.module_utils.text_files import apply_text, edit_lock, read_text
 
 
 def detect_version(module, component, backend, text):
@@ -206,9 +206,14 @@ def detect_version(module, component, backend, text):
     if given:
         return "%d.%d.%d" % fg.parse_version(given)
     if backend == "static_pod":
-        version = image_version(text, module.params["container"] or component)
+        container = module.params["container"] or component
+        version = image_version(text, container)
         if version:
             return version
+        raise SettingsError("path %s: no image of container %s with a version tag in this manifest, so the version "
+                            "of %s is unknown; check that path is the %s manifest (set container when its container "
+                            "has another name), or give kubernetes_version, e.g. '1.25'"
+                            % (module.params["path"], container, component, component))
     version = kubelet_version(module) if component == "kubelet" else None
     if version:
         return version
@@ -251,26 +256,28 @@ def main():
         if value is not None and not isinstance(value, bool):
             module.fail_json(msg="feature_gates.%s: %r is not true, false or null" % (gate, value))
 
-    try:
-        text = read_text(path)
-        if text is None and backend == "static_pod":
-            raise SettingsError("path %s: no such manifest; static pod manifests are written by kubeadm, check the "
-                                "path" % path)
-        version = detect_version(module, component, backend, text)
-        plan = plan_flags(component, backend, text, selector, path, flags=p["flags"],
-                          feature_gates=p["feature_gates"], runtime_config=p["runtime_config"], version=version,
-                          policy=p["gate_policy"], mount_host_dirs=p["mount_host_dirs"])
-    except (SettingsError, FlagFileError, fg.GateError) as exc:
-        module.fail_json(msg=exc.msg, path=path)
+    # Read, plan and write under one lock: a concurrent run edits the result of this one.
+    with edit_lock(path, enabled=not module.check_mode):
+        try:
+            text = read_text(path)
+            if text is None and backend == "static_pod":
+                raise SettingsError("path %s: no such manifest; static pod manifests are written by kubeadm, check the "
+                                    "path" % path)
+            version = detect_version(module, component, backend, text)
+            plan = plan_flags(component, backend, text, selector, path, flags=p["flags"],
+                              feature_gates=p["feature_gates"], runtime_config=p["runtime_config"], version=version,
+                              policy=p["gate_policy"], mount_host_dirs=p["mount_host_dirs"])
+        except (SettingsError, FlagFileError, fg.GateError) as exc:
+            module.fail_json(msg=exc.msg, path=path)
 
-    result = dict(path=path, flags=plan["flags"], feature_gates=plan["feature_gates"], dropped=plan["dropped"],
-                  kubernetes_version=version)
-    for warning in plan["warnings"]:
-        module.warn(warning)
-    changed = apply_text(module, path, text, plan["text"], result, backup=p["backup"],
-                         backup_hidden=backend == "static_pod", mode=0o600 if backend == "static_pod" else 0o644)
-    result.update(restart_required=changed and backend != "static_pod",
-                  daemon_reload_required=changed and backend == "systemd_dropin")
+        result = dict(path=path, flags=plan["flags"], feature_gates=plan["feature_gates"], dropped=plan["dropped"],
+                      kubernetes_version=version)
+        for warning in plan["warnings"]:
+            module.warn(warning)
+        changed = apply_text(module, path, text, plan["text"], result, backup=p["backup"],
+                             backup_hidden=backend == "static_pod", mode=0o600 if backend == "static_pod" else 0o644)
+        result.update(restart_required=changed and backend != "static_pod",
+                      daemon_reload_required=changed and backend == "systemd_dropin")
     module.exit_json(**result)
 
 

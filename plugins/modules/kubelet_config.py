@@ -109,7 +109,7 @@ from ansible_collections.kubestorage.enablement.plugins.module_utils.component_s
 )
 from ansible_collections.kubestorage.enablement.plugins.module_utils.flag_files import FlagFileError
 from ansible_collections.kubestorage.enablement.plugins.module_utils.kubelet_node import kubelet_version
-from ansible_collections.kubestorage.enablement.plugins.module_utils.text_files import apply_text, read_text
+from ansible_collections.kubestorage.enablement.plugins.module_utils.text_files import apply_text, edit_lock, read_text
 
 
 def main():
@@ -133,26 +133,28 @@ def main():
     settings = dict(p["settings"])
     if p["volume_plugin_dir"]:
         settings["volumePluginDir"] = p["volume_plugin_dir"]
-    try:
-        text = read_text(path)
-        if text is None:
-            raise SettingsError("path %s: no such file; kubeadm and kubespray write it when the node joins, check "
-                                "the path" % path)
-        version = p["kubernetes_version"] or kubelet_version(module)
-        if not version:
-            raise SettingsError("kubernetes_version: `kubelet --version` gave no version (no kubelet binary, or it "
-                                "failed); give kubernetes_version, e.g. '1.25'")
-        version = "%d.%d.%d" % fg.parse_version(version)
-        plan = plan_kubelet_config(text, path, settings=settings, feature_gates=p["feature_gates"], version=version,
-                                   policy=p["gate_policy"])
-    except (SettingsError, FlagFileError, fg.GateError) as exc:
-        module.fail_json(msg=exc.msg, path=path)
+    # Read, plan and write under one lock: a concurrent run edits the result of this one.
+    with edit_lock(path, enabled=not module.check_mode):
+        try:
+            text = read_text(path)
+            if text is None:
+                raise SettingsError("path %s: no such file; kubeadm and kubespray write it when the node joins, check "
+                                    "the path" % path)
+            version = p["kubernetes_version"] or kubelet_version(module)
+            if not version:
+                raise SettingsError("kubernetes_version: `kubelet --version` gave no version (no kubelet binary, or it "
+                                    "failed); give kubernetes_version, e.g. '1.25'")
+            version = "%d.%d.%d" % fg.parse_version(version)
+            plan = plan_kubelet_config(text, path, settings=settings, feature_gates=p["feature_gates"], version=version,
+                                       policy=p["gate_policy"])
+        except (SettingsError, FlagFileError, fg.GateError) as exc:
+            module.fail_json(msg=exc.msg, path=path)
 
-    result = dict(path=path, config=plan["config"], feature_gates=plan["feature_gates"], dropped=plan["dropped"],
-                  kubernetes_version=version)
-    for warning in plan["warnings"] + (plan["notes"] if plan["text"] != text else []):
-        module.warn(warning)
-    result["restart_required"] = apply_text(module, path, text, plan["text"], result, backup=p["backup"])
+        result = dict(path=path, config=plan["config"], feature_gates=plan["feature_gates"], dropped=plan["dropped"],
+                      kubernetes_version=version)
+        for warning in plan["warnings"] + (plan["notes"] if plan["text"] != text else []):
+            module.warn(warning)
+        result["restart_required"] = apply_text(module, path, text, plan["text"], result, backup=p["backup"])
     module.exit_json(**result)
 
 

@@ -72,6 +72,7 @@ import asyncio
 import collections
 import copy
 import datetime
+import hashlib
 import json
 import re
 import secrets
@@ -448,6 +449,20 @@ class FakeApiServer:
         with self._lock:
             self._injections.append(injection)
         return injection
+
+    def clear_injections(self):
+        """Forget injected failures that have not been used up."""
+        with self._lock:
+            self._injections = []
+
+    def fingerprint(self):
+        """sha256 of every stored object (all kinds, sorted): equal before and after means nothing changed."""
+        digest = hashlib.sha256()
+        with self._lock:
+            for kind, _namespaced, _status in sorted(set(RESOURCES.values())):
+                for obj in self.list(kind):
+                    digest.update(json.dumps(obj, sort_keys=True).encode("utf-8"))
+        return digest.hexdigest()
 
     def clear_log(self):
         with self._lock:
