@@ -40,7 +40,8 @@ def make_driver(path, size):
 
 def run(inventory, play_path):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(TOP, ".cache", "collections"),
-               ANSIBLE_CONFIG=os.path.join(TOP, "ansible.cfg"))
+               ANSIBLE_CONFIG=os.path.join(TOP, "ansible.cfg"),
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     start = time.perf_counter()
     out = subprocess.run(["ansible-playbook", "-i", inventory, play_path], env=env, check=True,
                          stdout=subprocess.PIPE, text=True).stdout

@@ -118,7 +118,8 @@ class Lab(object):
         return self.sh(node, script, check=False)
 
     def fingerprints(self, ignore_backups=False):
-        return {node.split(":")[0]: self.fingerprint(node.split(":")[0], ignore_backups) for node in NODES}
+        names = [node.split(":", 1)[0] for node in NODES]
+        return {name: self.fingerprint(name, ignore_backups) for name in names}
 
     def playbook(self, plays, extra_vars=None, env=None, timeout=600):
         """Run plays (a list of dicts) with ansible-playbook; returns a PlayRun."""

@@ -37,11 +37,10 @@ NAME = "crash~flex"
 PADDING_MB = 3   # several 1 MB writes: kill points inside the copy too
 
 
-
 def make_driver(path, text):
     with open(path, "w") as fh:
         fh.write(text)
-        for _ in range(PADDING_MB * 1024):
+        for _line in range(PADDING_MB * 1024):
             fh.write("#" + "x" * 1022 + "\n")
     os.chmod(path, 0o755)
     return path
@@ -138,8 +137,8 @@ def test_a_kill_at_every_change_leaves_a_complete_driver_and_the_next_run_conver
         # The last kill points come after the result was printed (the module's temp dir is removed at exit).
         assert rc == -9, "kill %d/%d did not happen: %s" % (kill_at, changes, result)
         state = installed(plugin_dir)
-        assert state in allowed, "after kill %d/%d the driver is %s, expected one of %s" % (kill_at, changes, state,
-                                                                                           allowed)
+        assert state in allowed, "after kill %d/%d the driver is %s, expected one of %s" % (
+            kill_at, changes, state, allowed)
         rc, result = run_module(args)
         assert (rc != 0) == next_fails, "run after kill %d: %s" % (kill_at, result)
         if next_fails:
