@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from conftest import PLUGIN_DIR
+from conftest import HOSTPATH as DEPLOYED, PLUGIN_DIR
 
 FV = "kubestorage.enablement.flexvolume_driver"
 FLAGS = "kubestorage.enablement.component_flags"
@@ -21,14 +21,7 @@ KCONF = "kubestorage.enablement.kubelet_config"
 CSI = "kubestorage.enablement.csi_driver"
 SC = "kubestorage.enablement.storage_class"
 ZEROS = "sha256:" + "0" * 64
-HOSTPATH = {
-    "name": "hostpath.csi.k8s.io",
-    "driver_image": "registry.k8s.io/sig-storage/hostpathplugin:v1.17.0",
-    "driver_args": ["--drivername=hostpath.csi.k8s.io", "--endpoint=$(CSI_ENDPOINT)", "--nodeid=$(KUBE_NODE_NAME)"],
-    "attach_required": False,
-    "storage_classes": [{"name": "csi-hostpath", "default": True, "volume_binding_mode": "WaitForFirstConsumer"}],
-    "kubeconfig": "{{ kubeconfig }}",
-}
+HOSTPATH = dict(DEPLOYED, kubeconfig="{{ kubeconfig }}")   # the driver the session deployed
 # A driver the API server does not have yet: its first write is the one an injected error hits.
 SECOND = dict(HOSTPATH, name="second.csi.example.com", storage_classes=[],
               driver_args=["--drivername=second.csi.example.com", "--endpoint=$(CSI_ENDPOINT)"])
@@ -176,7 +169,6 @@ def test_bad_input_fails_clearly_and_changes_nothing(case, lab, apiserver):
     finally:
         apiserver.clear_injections()
     message = run.failure_message()
-    print("\n%s\n    %s" % (case.id, message))
     assert run.rc != 0 and message, "the play did not fail: %s" % run.summary()
     for pattern in case.expect:
         assert re.search(pattern, message), "%r not in the message: %s" % (pattern, message)
