@@ -20,19 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DRIVER_FAILING, DRIVER_OK
+
 HERE = Path(__file__).resolve().parent
 COLLECTIONS = HERE.parents[1] / ".cache" / "collections"
-DRIVER = """#!/bin/sh
-# crash test driver, version {version}
-case "$1" in
-  init) printf '{{"status":"Success","capabilities":{{"attach":false}}}}' ;;
-  *) printf '{{"status":"Not supported"}}' ;;
-esac
-"""
-BROKEN = """#!/bin/sh
-printf '{"status":"Failure","message":"this version cannot load"}'
-exit 1
-"""
 NAME = "crash~flex"
 PADDING_MB = 3   # several 1 MB writes: kill points inside the copy too
 
@@ -81,9 +72,9 @@ def drivers(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     return {
-        "v1": make_driver(str(src / "v1"), DRIVER.format(version=1)),
-        "v2": make_driver(str(src / "v2"), DRIVER.format(version=2)),
-        "broken": make_driver(str(src / "broken"), BROKEN),
+        "v1": make_driver(str(src / "v1"), DRIVER_OK.format(version=1)),
+        "v2": make_driver(str(src / "v2"), DRIVER_OK.format(version=2)),
+        "broken": make_driver(str(src / "broken"), DRIVER_FAILING),
     }
 
 
